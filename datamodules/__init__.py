@@ -1,0 +1,4 @@
+from datamodules.errors import ConfigError, DataError
+from datamodules.mnist import FashionMNISTDataModule, IDXImageDataModule, MNISTDataModule
+
+__all__ = ["ConfigError", "DataError", "FashionMNISTDataModule", "IDXImageDataModule", "MNISTDataModule"]

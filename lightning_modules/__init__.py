@@ -1,0 +1,5 @@
+from lightning_modules.autoencoder import AutoencoderModule
+from lightning_modules.callbacks import MetricCurves
+from lightning_modules.latent_clustering import LatentClustering
+
+__all__ = ["AutoencoderModule", "LatentClustering", "MetricCurves"]
