@@ -1,5 +1,6 @@
 """MNIST and Fashion-MNIST as in-memory tensors with a stratified train/validation split."""
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -103,6 +104,14 @@ class IDXImageDataModule(L.LightningDataModule):
         test_images, test_labels = test_file.data, test_file.targets
 
         kept = stratified_subset(train_labels.numpy(), self.train_subset, self.seed)
+        n_classes = len(self.class_names)
+        n_val = math.ceil(len(kept) * self.val_fraction)
+        if min(n_val, len(kept) - n_val) < n_classes:
+            raise ConfigError(
+                f"a stratified split needs at least {n_classes} images (one per class) on each side, "
+                f"but {len(kept)} training images with val_fraction {self.val_fraction} give "
+                f"{len(kept) - n_val} train and {n_val} validation images; use more images"
+            )
         train_indices, val_indices = train_test_split(
             kept,
             test_size=self.val_fraction,
