@@ -194,7 +194,14 @@ class DCGANModule(L.LightningModule):
                         "accuracy",
                         ["train/d_acc", "val/d_acc", "train/g_success", "val/g_success"],
                     ),
-                    "d_output": ("mean sigmoid of D logits", ["train/d_real", "train/d_fake", "val/d_real", "val/d_fake"]),
+                    "d_accuracy_real_fake": (
+                        "discriminator accuracy",
+                        ["train/d_acc_real", "train/d_acc_fake", "val/d_acc_real", "val/d_acc_fake"],
+                    ),
+                    "d_output": (
+                        "mean sigmoid of D logits",
+                        ["train/d_real", "train/d_fake", "val/d_real", "val/d_fake"],
+                    ),
                     "sigma": ("instance noise std", ["train/sigma"]),
                 }
             )

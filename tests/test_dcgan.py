@@ -29,16 +29,18 @@ def test_network_shapes(size, channels):
     labels = torch.tensor([0, 1, 2, 3, 3])
     images = generator(torch.randn(5, 16), labels)
     assert images.shape == (5, channels, size, size)
-    assert images.min() >= -1 and images.max() <= 1
+    assert images.min() >= -1
+    assert images.max() <= 1
     logits = discriminator(images, labels)
     assert logits.shape == (5,)
 
 
-def test_generator_output_depends_on_the_class():
+def test_generator_uses_class():
     generator = Generator(latent_dim=16, num_classes=3, image_size=32, channels=3, width=8).eval()
     noise = torch.randn(2, 16).repeat(3, 1)
     images = generator(noise, torch.tensor([0, 0, 1, 1, 2, 2]))
-    assert not torch.allclose(images[0], images[2]) and not torch.allclose(images[2], images[4])
+    assert not torch.allclose(images[0], images[2])
+    assert not torch.allclose(images[2], images[4])
 
 
 def test_weight_init_statistics():
@@ -57,7 +59,8 @@ def test_weight_init_statistics():
     assert all(torch.count_nonzero(module.bias) == 0 for module in norms)
     # The discriminator's input layer has no BatchNorm right after it.
     first_layers = list(networks[1].net)[:2]
-    assert isinstance(first_layers[0], nn.Conv2d) and isinstance(first_layers[1], nn.LeakyReLU)
+    assert isinstance(first_layers[0], nn.Conv2d)
+    assert isinstance(first_layers[1], nn.LeakyReLU)
 
 
 def test_targets_with_and_without_label_smoothing():
@@ -76,7 +79,7 @@ def test_instance_noise_schedule():
     assert all(later <= earlier for earlier, later in zip(values, values[1:]))
 
 
-def test_sigma_follows_epochs_and_batches_not_global_step():
+def test_sigma_uses_epoch_and_batch():
     module = DCGANModule(instance_noise=0.2, instance_noise_epochs=4)
     # global_step counts two optimizer steps per batch; the schedule must not use it.
     module._trainer = SimpleNamespace(num_training_batches=10, current_epoch=2, global_step=999)
@@ -84,7 +87,7 @@ def test_sigma_follows_epochs_and_batches_not_global_step():
     assert module.current_sigma(batch_idx=5) == pytest.approx(0.2 * (1 - 2.5 / 4))
 
 
-def test_discriminator_accuracy_on_hand_made_logits():
+def test_discriminator_accuracy_hand_made_logits():
     accuracy = discriminator_accuracy(torch.tensor([2.0, -1.0, 0.5, 0.0]), torch.tensor([-3.0, 1.0, -0.1]))
     assert accuracy["d_acc_real"] == pytest.approx(0.5)  # a logit of exactly 0 is not "real"
     assert accuracy["d_acc_fake"] == pytest.approx(2 / 3)
@@ -126,7 +129,7 @@ class StepCounter(L.Callback):
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_one_batch_steps_each_optimizer_once_with_separate_passes(tiny_data, label_smoothing, tmp_path):
+def test_one_batch_steps_each_optimizer_once(tiny_data, label_smoothing, tmp_path):
     torch.manual_seed(0)
     module = small_module(label_smoothing=label_smoothing)
     seen, seen_grad, targets = [], [], []
@@ -150,14 +153,15 @@ def test_one_batch_steps_each_optimizer_once_with_separate_passes(tiny_data, lab
     # With shuffling seeded the same way the first pass is exactly the real batch.
     torch.manual_seed(1)
     assert torch.equal(seen[0], next(iter(tiny_data.train_dataloader()))[0])
-    assert torch.equal(seen[1], seen[2]) and not torch.equal(seen[0], seen[1])
+    assert torch.equal(seen[1], seen[2])
+    assert not torch.equal(seen[0], seen[1])
     # Fakes are detached for the discriminator step and attached for the generator step.
     assert seen_grad == [False, False, True]
     assert targets == [1.0 - label_smoothing, 0.0, 1.0]
     assert any(not torch.equal(before, after) for before, after in zip(generator_before, module.generator.parameters()))
 
 
-def test_instance_noise_reaches_real_and_fake_alike(tiny_data, tmp_path):
+def test_instance_noise_on_real_and_fake(tiny_data, tmp_path):
     module = small_module(instance_noise=0.5, instance_noise_epochs=3)
     seen = []
     module.discriminator.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].detach().clone()) or None)
@@ -171,7 +175,7 @@ def test_instance_noise_reaches_real_and_fake_alike(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("setting", [{"gradient_clip_val": 1.0}, {"accumulate_grad_batches": 2}])
-def test_clipping_and_accumulation_are_config_errors(tiny_data, setting, tmp_path):
+def test_clipping_and_accumulation_errors(tiny_data, setting, tmp_path):
     name = next(iter(setting))
     with pytest.raises(ConfigError, match=rf"trainer\.{name}=.*Remove"):
         quiet_trainer(tmp_path, **setting).fit(small_module(), train_dataloaders=tiny_data.train_dataloader())

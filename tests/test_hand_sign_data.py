@@ -22,19 +22,22 @@ def copy_classes(target: Path, classes=("0", "1", "2"), per_class: int = 10) -> 
     return target
 
 
-def test_real_five_classes_split_shapes_and_range():
+def test_real_classes_split_and_range():
     datamodule = HandSignDataModule(image_size=32)
     datamodule.setup("fit")
     assert datamodule.class_names == ("0", "1", "2", "3", "4")
     train, val = datamodule.images["train"], datamodule.images["val"]
     total = len(train) + len(val)
     assert total == sum(len(list((DATA / str(c)).glob("*.JPG"))) for c in range(5))
-    assert train.shape[1:] == (3, 32, 32) and val.shape[1:] == (3, 32, 32)
+    assert train.shape[1:] == (3, 32, 32)
+    assert val.shape[1:] == (3, 32, 32)
     assert abs(len(val) / total - 0.15) < 0.01
     # Pixels span the tanh range, not [0, 1] or [0, 255].
-    assert train.min() >= -1.0 and train.max() <= 1.0
-    assert train.min() < -0.9 and train.max() > 0.9
-    # Stratified: every class holds close to 15 % of its images out for validation.
+    assert train.min() >= -1.0
+    assert train.max() <= 1.0
+    assert train.min() < -0.9
+    assert train.max() > 0.9
+    # Stratified: every class keeps close to 15 % of its images for validation.
     for label in range(5):
         share = (val_count := int((datamodule.labels["val"] == label).sum())) / (
             val_count + int((datamodule.labels["train"] == label).sum())
@@ -54,7 +57,7 @@ def test_split_is_seeded(tmp_path):
     assert first.files["val"] != other.files["val"]
 
 
-def test_hidden_entries_are_not_classes_and_indices_follow_sorted_names(tmp_path):
+def test_hidden_entries_and_class_order(tmp_path):
     root = copy_classes(tmp_path / "images", classes=("2", "0"), per_class=6)
     (root / ".cache").mkdir()
     shutil.copy(next((DATA / "5").glob("*.JPG")), root / ".cache" / "x.JPG")
@@ -76,17 +79,18 @@ def test_grayscale_and_64_pixels(tmp_path):
                                     val_fraction=0.4)
     datamodule.setup("fit")
     assert datamodule.images["train"].shape == (3, 1, 64, 64)
-    assert datamodule.num_classes == 1 and datamodule.labels["val"].tolist() == [0, 0]
+    assert datamodule.num_classes == 1
+    assert datamodule.labels["val"].tolist() == [0, 0]
 
 
-def test_empty_class_folder_is_an_error_naming_it(tmp_path):
+def test_empty_class_folder_error(tmp_path):
     root = copy_classes(tmp_path / "images", classes=("0", "1"), per_class=4)
     (root / "7").mkdir()
     with pytest.raises(DataError, match=r"images[/\\]7"):
         HandSignDataModule(data_dir=str(root), classes=None, image_size=32).setup("fit")
 
 
-def test_truncated_jpeg_is_skipped_and_reported_before_training(tmp_path):
+def test_truncated_jpeg_skipped_with_warning(tmp_path):
     root = copy_classes(tmp_path / "images", classes=("0", "1"), per_class=8)
     broken = sorted((root / "1").glob("*.JPG"))[2]
     data = broken.read_bytes()
