@@ -6,8 +6,15 @@ import lightning as L
 
 
 def run_folder(trainer: "L.Trainer") -> Path:
-    """Return the run's folder (created if needed); the same path on every process."""
-    folder = Path(trainer.log_dir or trainer.default_root_dir)
+    """Return the run's folder, created by rank zero if needed.
+
+    Reads the logger's folder directly instead of `trainer.log_dir`, because that property
+    broadcasts across processes and would deadlock in code that only rank zero runs. Only
+    rank zero's answer is reliable under DDP, so only rank zero should write there.
+    """
+    logger = trainer.logger
+    log_dir = getattr(logger, "log_dir", None) if logger is not None else None
+    folder = Path(log_dir or trainer.default_root_dir)
     if trainer.is_global_zero:
         folder.mkdir(parents=True, exist_ok=True)
     return folder
