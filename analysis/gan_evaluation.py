@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-# Imported from the submodules: the package only re-exports them when torch-fidelity is
-# installed, which a custom feature module does not need.
+# Imported from the submodules because the package re-exports them only when torch-fidelity
+# is installed, which a custom feature module does not need.
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -71,7 +71,7 @@ class ClassifierFeatures(nn.Module):
             parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "ClassifierFeatures":
-        # Always in eval mode: BatchNorm must use its running statistics, dropout must be off.
+        # Stays in eval mode so that BatchNorm uses its running statistics and dropout is off.
         return super().train(False)
 
     @torch.no_grad()
@@ -129,7 +129,7 @@ def train_classifier(
 
 
 def classifier_key(datamodule, epochs: int, seed: int) -> str:
-    """Hash of everything the classifier depends on: training files, image shape, budget."""
+    """Return a hash of everything the classifier depends on: files, classes, image shape, budget."""
     description = {
         "train_files": datamodule.files["train"],
         "val_files": datamodule.files["val"],
@@ -194,7 +194,7 @@ def load_or_train_classifier(
 
 
 def mean_pairwise_distance(images: torch.Tensor, limit: int = 200) -> float:
-    """Mean L2 distance between all pairs of the first `limit` images (pixels in [-1, 1])."""
+    """Return the mean L2 distance between all pairs of the first `limit` images (pixels in [-1, 1])."""
     flat = images[:limit].flatten(1).float()
     if len(flat) < 2:
         return float("nan")
@@ -209,7 +209,12 @@ def score_images(
     class_names: list[str],
     seed: int = 0,
 ) -> dict:
-    """Classifier accuracy per class, predicted class shares, and FID/KID against `reference`."""
+    """Compute classifier accuracy per class, predicted class shares, and FID/KID against `reference`.
+
+    NOTE: the real reference is small (155 validation images for five classes), so FID is biased
+    upward and KID is noisy, even slightly negative for near-identical sets. Compare values only
+    between runs with the same image counts.
+    """
     predicted = predict(classifier, images)
     per_class = {
         name: float((predicted[labels == label] == label).float().mean()) if (labels == label).any() else float("nan")
@@ -217,9 +222,12 @@ def score_images(
     }
     shares = {name: float((predicted == label).float().mean()) for label, name in enumerate(class_names)}
     features = ClassifierFeatures(classifier)
-    fid = FrechetInceptionDistance(feature=features, reset_real_features=False)
+    # Only rank zero evaluates, so compute() must not wait for the other processes under DDP.
+    fid = FrechetInceptionDistance(feature=features, reset_real_features=False, sync_on_compute=False)
     subset_size = min(100, len(reference), len(images))
-    kid = KernelInceptionDistance(feature=features, subsets=50, subset_size=subset_size, reset_real_features=False)
+    kid = KernelInceptionDistance(
+        feature=features, subsets=50, subset_size=subset_size, reset_real_features=False, sync_on_compute=False
+    )
     for metric in (fid, kid):
         metric.update(reference, real=True)
         metric.update(images, real=False)
@@ -280,7 +288,7 @@ def evaluate_generator(
     seed: int = 0,
     real_floor: bool = True,
 ) -> dict:
-    """All test metrics for `generated` images of shape (classes, per class, C, H, W) in [-1, 1]."""
+    """Compute all test metrics for `generated` images (classes, per class, C, H, W) in [-1, 1]."""
     classifier, classifier_info = load_or_train_classifier(datamodule, classifier_dir, classifier_epochs, seed)
     class_names = list(datamodule.class_names)
     if generated.shape[0] != len(class_names):

@@ -132,7 +132,7 @@ class HandSignDataModule(L.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes; known before setup because it only lists folders."""
+        """Return the number of classes, also before setup, because it only lists folders."""
         if self.class_names:
             return len(self.class_names)
         return len(self._choose_classes())
@@ -159,7 +159,7 @@ class HandSignDataModule(L.LightningDataModule):
             paths = list_image_files(folder)
             if not paths:
                 raise DataError(
-                    f"class folder {folder} holds no image files (extensions {', '.join(IMG_EXTENSIONS)}); "
+                    f"class folder {folder} is empty: it contains no image files (extensions {', '.join(IMG_EXTENSIONS)}); "
                     f"add images or leave the class out of `classes`"
                 )
             if self.max_images_per_class is not None:

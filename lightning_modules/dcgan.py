@@ -3,7 +3,7 @@
 Stabilization, both off by default (the plain DCGAN):
   * one-sided label smoothing: the discriminator's target for real images becomes
     1 - label_smoothing; fakes keep target 0 and the generator keeps target 1;
-  * instance noise: Gaussian noise added to every image the discriminator sees during
+  * instance noise: Gaussian noise added to every image the discriminator receives during
     training, its standard deviation falling linearly to 0 over a number of epochs.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
@@ -149,14 +150,14 @@ class DCGANModule(L.LightningModule):
         return self.generator(noise, labels)
 
     def fixed_noise(self, count: int, stream: int) -> torch.Tensor:
-        """The same noise on every call, device and process for a given (count, stream)."""
+        """Return noise that is identical on every call, device and process for a (count, stream) pair."""
         generator = torch.Generator().manual_seed(self.hparams.noise_seed * 1_000_003 + stream)
         return torch.randn(count, self.hparams.latent_dim, generator=generator).to(self.device)
 
     def current_sigma(self, batch_idx: int) -> float:
-        """Instance noise std at this batch, from the epoch and batch counters.
+        """Return the instance noise std for this batch, from the epoch and batch counters.
 
-        trainer.global_step would run twice as fast here: it counts optimizer steps, two per batch.
+        trainer.global_step would run twice as fast here because it counts optimizer steps, two per batch.
         """
         batches = self.trainer.num_training_batches if self._trainer is not None else math.inf
         batches = batches if batches and math.isfinite(batches) else 1
@@ -181,7 +182,7 @@ class DCGANModule(L.LightningModule):
         return [optimizer_d, optimizer_g]
 
     def configure_callbacks(self):
-        # This is the earliest hook with the trainer attached: Lightning's own check of these
+        # This is the earliest hook with the trainer attached. Lightning's own check of these
         # settings runs right after it and would stop with a traceback instead of a ConfigError.
         self._check_trainer_settings()
         if self._trainer is not None and any(isinstance(c, MetricCurves) for c in self.trainer.callbacks):
@@ -216,6 +217,15 @@ class DCGANModule(L.LightningModule):
                 f"trainer.gradient_clip_val={clip} is not supported by DCGANModule: it steps its two "
                 f"optimizers by hand, so the Trainer cannot clip. Remove gradient_clip_val; for "
                 f"stability use model.label_smoothing or model.instance_noise instead"
+            )
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+            # The discriminator step leaves the generator's parameters without gradients, and
+            # DDP without unused-parameter detection then waits for them forever.
+            raise ConfigError(
+                f"trainer.strategy={type(strategy).__name__} without find_unused_parameters is not supported "
+                f"by DCGANModule: each of its two optimizer steps uses only one network. Use "
+                f"`strategy: ddp_find_unused_parameters_true` instead"
             )
         if self.trainer.accumulate_grad_batches != 1:
             raise ConfigError(
@@ -289,7 +299,7 @@ class DCGANModule(L.LightningModule):
         )
 
     def _evaluate_batch(self, batch, batch_idx, stage: str) -> None:
-        """Real held-out images against fakes from fixed noise, without noise or smoothing."""
+        """Log D and G metrics for held-out real images against fakes from fixed noise."""
         real, labels = batch
         fake = self.generator(self.fixed_noise(len(real), stream=10_000 + batch_idx), labels)
         real_logits = self.discriminator(real, labels)
@@ -317,7 +327,7 @@ class DCGANModule(L.LightningModule):
 
     @torch.no_grad()
     def generate(self, images_per_class: int, stream: int, batch_size: int = 256) -> torch.Tensor:
-        """Images in [-1, 1] from fixed noise, class by class: shape (classes, per class, C, H, W)."""
+        """Generate images in [-1, 1] from fixed noise, class by class: (classes, per class, C, H, W)."""
         was_training = self.generator.training
         self.generator.eval()
         per_class = []

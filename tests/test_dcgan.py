@@ -193,3 +193,14 @@ def test_invalid_settings_are_config_errors():
         DCGANModule(instance_noise=0.1, instance_noise_epochs=0)
     with pytest.raises(ConfigError, match="image_size"):
         DCGANModule(image_size=48)
+
+
+def test_ddp_needs_unused_parameter_detection(tmp_path):
+    module = small_module()
+    module.trainer = L.Trainer(default_root_dir=str(tmp_path), accelerator="cpu", devices=2, strategy="ddp",
+                               logger=False)
+    with pytest.raises(ConfigError, match="ddp_find_unused_parameters_true"):
+        module.configure_callbacks()
+    module.trainer = L.Trainer(default_root_dir=str(tmp_path), accelerator="cpu", devices=2,
+                               strategy="ddp_find_unused_parameters_true", logger=False)
+    assert len(module.configure_callbacks()) == 1

@@ -93,3 +93,30 @@ def test_cli_missing_data_folder(tmp_path, capsys):
     code = cli.main(["fit", *tiny_args(tmp_path), "--data.init_args.data_dir", str(tmp_path / "absent")])
     assert code == 2
     assert f"error: image folder {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("config", "classes", "size"),
+    [("dcgan_gpu.yaml", 5, 64), ("dcgan_all_classes.yaml", 10, 32)],
+)
+def test_cli_other_configs_train(tmp_path, config, classes, size):
+    # The GPU config runs on the CPU here: only its 64x64 networks and settings are checked.
+    path = str(Path(CONFIG).with_name(config))
+    args = [
+        "fit", "--config", path,
+        "--trainer.accelerator", "cpu",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--trainer.max_epochs", "1",
+        "--test_after_fit", "false",
+        "--data.init_args.max_images_per_class", "8",
+        "--data.init_args.batch_size", "16",
+        "--model.init_args.generator_width", "8",
+        "--model.init_args.discriminator_width", "8",
+    ]
+    assert cli.main(args) == 0
+    run = next((tmp_path / "runs").glob("*/version_0"))
+    summary = json.loads((run / "data_summary.json").read_text())
+    assert len(summary["classes"]) == classes
+    assert summary["shapes"]["train"][1:] == [3, size, size]
+    grid = Image.open(run / "samples_epoch_001.png")
+    assert grid.size == (8 * (size + 2) + 2, classes * (size + 2) + 2)
