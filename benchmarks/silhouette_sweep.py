@@ -2,8 +2,8 @@
 
     python benchmarks/silhouette_sweep.py [--checkpoint runs/mnist/version_0/checkpoints/best-*.ckpt]
 
-With a checkpoint, the points are the autoencoder's latents of all 70,000 MNIST images; without
-one, the first principal components of the same images (same shape). scikit-learn takes about a
+With a checkpoint, the points are the autoencoder's latents of all 70,000 MNIST images. Without
+one, they are the first principal components of the same images, which have the same shape. scikit-learn takes about a
 minute per k at this size, so it is timed on a few k values and its sweep time is that median
 per-k time times the number of k values.
 """

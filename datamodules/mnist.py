@@ -35,7 +35,7 @@ class IDXImageDataModule(L.LightningDataModule):
     train part only, so no statistic leaks from validation or test images.
 
     Args:
-        data_dir: folder that holds `<folder_name>/raw/` with the four IDX `.gz` files.
+        data_dir: folder that contains `<folder_name>/raw/` with the four IDX `.gz` files.
         batch_size: images per batch for every split.
         val_fraction: share of the training file held out for validation.
         seed: seed of the subset choice and of the train/validation split.

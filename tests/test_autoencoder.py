@@ -83,3 +83,10 @@ def test_training_step_reduces_loss_on_real_images():
         optimizer.step()
         losses.append(float(loss))
     assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("channels", [(8,), (8, 16), (8, 16, 32, 64)])
+def test_any_stage_count_keeps_image_shape(channels):
+    model = AutoencoderModule(latent_dim=4, channels=channels)
+    images = torch.randn(3, 1, 28, 28)
+    assert model(images).shape == images.shape
