@@ -63,3 +63,42 @@ def test_autoencoder_job_on_two_processes(tmp_path):
         images = datamodule.images["val"]
         expected = float(F.mse_loss(model(images), images))
     assert logged == pytest.approx(expected, rel=1e-4)
+
+
+def test_dcgan_job_on_two_processes(tmp_path):
+    runs = tmp_path / "runs"
+    run([
+        sys.executable, str(ROOT / "cli.py"), "fit",
+        "--config", str(ROOT / "configs" / "dcgan_instance_noise.yaml"),
+        "--config", str(ROOT / "configs" / "trainer_cpu_ddp.yaml"),
+        "--data.init_args.data_dir", str(DATA_DIR / "sign-language-digits"),
+        "--trainer.logger.init_args.save_dir", str(runs),
+        "--trainer.max_epochs", "2",
+        "--data.init_args.max_images_per_class", "60",
+        "--model.init_args.instance_noise_epochs", "4",
+        "--model.init_args.test_images_per_class", "64",
+        "--model.init_args.classifier_dir", str(tmp_path / "classifier"),
+        "--model.init_args.classifier_epochs", "1",
+    ])
+    assert [path.name for path in (runs / "dcgan_instance_noise").iterdir()] == ["version_0"]
+    folder = runs / "dcgan_instance_noise" / "version_0"
+    for name in ("gan_metrics.json", "curve_loss.png", "curve_accuracy.png", "metrics_per_epoch.csv"):
+        assert (folder / name).is_file(), name
+    assert len(list((folder / "checkpoints").glob("*.ckpt"))) == 1
+
+    # 300 images, 85 % for training, split over 2 processes: 2 full batches of 64 per process.
+    # sigma falls linearly from 0.15 to 0 over 4 epochs, so each epoch's mean over its batches
+    # (at progress epoch + 0 and epoch + 0.5) is known exactly, on both processes alike.
+    from lightning_modules.dcgan import instance_noise_sigma
+
+    with open(folder / "metrics_per_epoch.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    for epoch, row in enumerate(rows):
+        expected = (instance_noise_sigma(0.15, 4, epoch) + instance_noise_sigma(0.15, 4, epoch + 0.5)) / 2
+        assert float(row["train/sigma"]) == pytest.approx(expected, rel=1e-5)
+        for key in ("train/d_acc", "train/d_acc_real", "train/d_acc_fake", "train/g_success", "val/d_acc"):
+            assert 0.0 <= float(row[key]) <= 1.0, key
+        # Overall accuracy is the mean of the real and fake accuracies (equal counts of each).
+        overall = (float(row["train/d_acc_real"]) + float(row["train/d_acc_fake"])) / 2
+        assert float(row["train/d_acc"]) == pytest.approx(overall, abs=1e-5)
