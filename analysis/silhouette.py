@@ -26,8 +26,7 @@ def _augment(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def silhouette_scores(
     points: np.ndarray | torch.Tensor,
     labellings: Sequence[np.ndarray],
-    block_rows: int = 2048,
-    block_cols: int = 8192,
+    block_size: int = 8192,
     device: str | torch.device = "cpu",
 ) -> list[float]:
     """Return the mean silhouette coefficient of each labelling of `points` (Euclidean).
@@ -37,14 +36,13 @@ def silhouette_scores(
     scores 0, as in scikit-learn. A labelling with fewer than 2 or more than n - 1 distinct
     labels has no silhouette score and gets NaN with a warning.
 
-    Memory is bounded by the block sizes, not by the number of points: one block of
-    `block_rows` x `block_cols` float32 distances at a time.
+    Memory is bounded by the block size, not by the number of points: one block of
+    `block_size` x `block_size` float32 distances at a time (256 MiB at the default).
 
     Args:
         points: array of shape (n, d).
         labellings: one integer label array of shape (n,) per clustering.
-        block_rows: rows of the distance matrix computed at a time.
-        block_cols: columns of the distance matrix computed at a time.
+        block_size: rows and columns of the distance matrix computed at a time.
         device: where the distances are computed ("cpu", "cuda", ...).
     """
     device = torch.device(device)
@@ -52,8 +50,8 @@ def silhouette_scores(
     n = points.shape[0]
     if points.ndim != 2:
         raise ValueError(f"points must have shape (n, d), got {tuple(points.shape)}")
-    if block_rows <= 0 or block_cols <= 0:
-        raise ValueError(f"block sizes must be positive, got {block_rows} x {block_cols}")
+    if block_size <= 0:
+        raise ValueError(f"block_size must be positive, got {block_size}")
 
     # Centering changes no distance but shrinks |x|^2, which keeps the expansion accurate.
     points = points.double()
@@ -97,20 +95,21 @@ def silhouette_scores(
 
     left, right = _augment(points)
     cluster_sums = torch.zeros(n, total_columns, dtype=torch.float64, device=device)
-    for row_start in range(0, n, block_rows):
-        row_end = min(row_start + block_rows, n)
-        row_sums = torch.zeros(row_end - row_start, total_columns, dtype=torch.float64, device=device)
-        for col_start in range(0, n, block_cols):
-            col_end = min(col_start + block_cols, n)
+    # The distance matrix is symmetric: each off-diagonal block serves its row block and,
+    # transposed, its column block, which halves the distance computations.
+    starts = list(range(0, n, block_size))
+    for row_start in starts:
+        row_end = min(row_start + block_size, n)
+        for col_start in starts[starts.index(row_start):]:
+            col_end = min(col_start + block_size, n)
             distances = left[row_start:row_end] @ right[col_start:col_end].T
             distances.clamp_min_(0.0).sqrt_()
-            overlap_start, overlap_end = max(row_start, col_start), min(row_end, col_end)
-            if overlap_start < overlap_end:
+            if row_start == col_start:
                 # The expansion leaves rounding noise where the exact distance is 0.
-                diagonal = torch.arange(overlap_start, overlap_end, device=device)
-                distances[diagonal - row_start, diagonal - col_start] = 0.0
-            row_sums += (distances @ assignments[col_start:col_end]).double()
-        cluster_sums[row_start:row_end] = row_sums
+                distances.fill_diagonal_(0.0)
+            cluster_sums[row_start:row_end] += (distances @ assignments[col_start:col_end]).double()
+            if col_start != row_start:
+                cluster_sums[col_start:col_end] += (distances.T @ assignments[row_start:row_end]).double()
 
     scores: list[float] = []
     for index, dense in enumerate(encoded):
