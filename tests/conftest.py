@@ -11,6 +11,13 @@ sys.path.insert(0, str(ROOT))
 DATA_DIR = ROOT / "data"
 
 
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    # Tests call cli.main(args) in-process. LightningCLI warns when sys.argv also holds
+    # arguments, and pytest's own arguments are not meant for it.
+    monkeypatch.setattr(sys, "argv", ["cli.py"])
+
+
 @pytest.fixture
 def mnist_copy(tmp_path) -> Path:
     """A writable copy of the committed MNIST .gz files, laid out as torchvision expects."""

@@ -24,12 +24,6 @@ def run_cli(tmp_path, *extra, monkeypatch=None):
     return cli.main(arguments)
 
 
-@pytest.fixture(autouse=True)
-def plain_argv(monkeypatch):
-    # LightningCLI warns when both sys.argv and args are given; pytest's own argv is not ours.
-    monkeypatch.setattr(sys, "argv", ["cli.py"])
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("e2e")
