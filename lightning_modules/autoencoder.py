@@ -24,6 +24,9 @@ class AutoencoderModule(L.LightningModule):
         latent_dim: size of the latent vector (1 to 784; 4 to 6 for the label discovery job).
         learning_rate: Adam learning rate.
         channels: output channels of the encoder's convolution stages; the decoder mirrors them.
+        channels_last: store convolution weights, and so activations, in NHWC layout. It gives
+            the same outputs up to float rounding and trained about 1.4x faster on a CPU (see
+            BENCHMARKS.md).
     """
 
     def __init__(
@@ -31,6 +34,7 @@ class AutoencoderModule(L.LightningModule):
         latent_dim: int = 6,
         learning_rate: float = 1e-3,
         channels: tuple[int, ...] = (16, 32, 64),
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if not 1 <= latent_dim <= IMAGE_PIXELS:
@@ -45,6 +49,8 @@ class AutoencoderModule(L.LightningModule):
         self.save_hyperparameters()
         self.encoder = ConvEncoder(latent_dim, tuple(channels))
         self.decoder = ConvDecoder(latent_dim, tuple(channels))
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         metrics = MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
         # ModuleDict keys must not shadow nn.Module attributes such as `train`.

@@ -90,3 +90,17 @@ def test_any_stage_count_keeps_image_shape(channels):
     model = AutoencoderModule(latent_dim=4, channels=channels)
     images = torch.randn(3, 1, 28, 28)
     assert model(images).shape == images.shape
+
+
+def test_channels_last_gives_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    contiguous = AutoencoderModule(channels_last=False)
+    nhwc = AutoencoderModule(channels_last=True)
+    nhwc.load_state_dict(contiguous.state_dict())
+    assert nhwc.encoder.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(16, 1, 28, 28)
+    for model in (contiguous, nhwc):
+        torch.nn.functional.mse_loss(model(images), images).backward()
+    assert torch.allclose(contiguous(images), nhwc(images), atol=1e-5)
+    for first, second in zip(contiguous.parameters(), nhwc.parameters()):
+        assert torch.allclose(first.grad, second.grad, atol=1e-5)
