@@ -13,6 +13,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,20 +65,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the one-pass sweep")
     parser.add_argument("--sklearn-k", type=int, nargs="+", default=[5, 10, 15],
                         help="k values timed with sklearn's silhouette_score (one run each)")
-    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-only", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    points = load_points(args.checkpoint, args.latent_dim)
-    k_values = list(range(5, 16))
-    clusters = kmeans_sweep(points, k_values, n_init=1, seed=0)
-    labellings = [clusters[k] for k in k_values]
-
     if args.memory_only:
+        # Only the saved points and labels are loaded here, so the peak is the sweep's own.
+        saved = np.load(args.memory_only)
+        points, labellings = saved["points"], list(saved["labellings"])
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         silhouette_scores(points, labellings)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(f"{before} {after}")
         return
+
+    points = load_points(args.checkpoint, args.latent_dim)
+    k_values = list(range(5, 16))
+    clusters = kmeans_sweep(points, k_values, n_init=1, seed=0)
+    labellings = [clusters[k] for k in k_values]
 
     n, d = points.shape
     print(f"points: {n} x {d}, k = {k_values[0]}..{k_values[-1]}, torch threads: {torch.get_num_threads()}")
@@ -113,12 +117,15 @@ def main() -> None:
     print(f"sweep arithmetic {flops / 1e12:.2f} TFLOP, bound {flops / rate / 1e9:.1f} s, "
           f"achieved {flops / sweep / 1e9:.0f} GFLOP/s = {flops / sweep / 1e9 / rate:.0%} of the product rate")
 
-    # Peak memory of the sweep alone, measured in a fresh process.
-    command = [sys.executable, __file__, "--memory-only", "--latent-dim", str(args.latent_dim)]
-    if args.checkpoint:
-        command += ["--checkpoint", args.checkpoint]
-    before, after = map(int, subprocess.run(command, capture_output=True, text=True, check=True).stdout.split())
-    print(f"peak resident memory: {after / 1024:.0f} MiB with the sweep, {before / 1024:.0f} MiB before it")
+    # Peak memory of the sweep, measured in a fresh process that loads only its inputs.
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = Path(folder) / "inputs.npz"
+        np.savez(inputs, points=points, labellings=np.stack(labellings))
+        command = [sys.executable, __file__, "--memory-only", str(inputs)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    before, after = map(int, output.split())
+    print(f"peak resident memory: {after / 1024:.0f} MiB with the sweep, {before / 1024:.0f} MiB "
+          f"before it (Python, torch and the inputs)")
 
 
 if __name__ == "__main__":
