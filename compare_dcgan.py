@@ -56,12 +56,19 @@ def load_config(path: str) -> dict:
         return yaml.safe_load(handle)
 
 
+# The settings the compared variants are meant to differ in; every other model setting must match.
+VARIANT_SETTINGS = ("label_smoothing", "instance_noise", "instance_noise_epochs")
+
+
 def check_same_budget(configs: dict[str, dict], max_epochs) -> None:
-    """All runs must share the data, seeds, noise and (unless overridden) the epoch budget."""
+    """All runs must share the data, seeds, noise, other model settings and (unless overridden) the epoch budget."""
     def shared(config):
         model = config["model"]["init_args"]
         return {
             "seed_everything": config.get("seed_everything"),
+            "model settings other than stabilization": {
+                key: value for key, value in model.items() if key not in VARIANT_SETTINGS
+            },
             "data": config["data"]["init_args"],
             "noise_seed": model.get("noise_seed"),
             "classifier": (model.get("classifier_dir"), model.get("classifier_epochs")),

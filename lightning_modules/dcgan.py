@@ -5,6 +5,9 @@ Stabilization, both off by default (the plain DCGAN):
     1 - label_smoothing; fakes keep target 0 and the generator keeps target 1;
   * instance noise: Gaussian noise added to every image the discriminator receives during
     training, its standard deviation falling linearly to 0 over a number of epochs.
+
+Two remedies for a small training set, also off by default: differentiable augmentation of
+every image the discriminator receives, and a mode-seeking term in the generator loss.
 """
 
 import math
@@ -22,6 +25,7 @@ from analysis.io import write_json, write_text
 from datamodules.errors import ConfigError
 from lightning_modules.callbacks import MetricCurves
 from lightning_modules.dcgan_networks import SUPPORTED_IMAGE_SIZES, Discriminator, Generator
+from lightning_modules.diff_augment import TRANSFORMS, diff_augment, parse_policy
 from lightning_modules.run_folder import run_folder
 
 
@@ -76,6 +80,10 @@ class DCGANModule(L.LightningModule):
         label_smoothing: 0 for off; 0.1 makes the discriminator's target for real images 0.9.
         instance_noise: starting std of the instance noise (images are in [-1, 1]); 0 for off.
         instance_noise_epochs: epochs over which that std falls linearly to 0.
+        augment: differentiable augmentation of every image D receives in training, real and fake
+            alike: a comma-separated list of "color", "translation", "cutout"; "" for off.
+        mode_seeking: weight of a generator loss term that grows when two noise vectors of the
+            same class give similar images (0 for off).
         sample_every_n_epochs: how often to draw the per-class sample grid (0 for never).
         samples_per_class: images per class in the training sample grids.
         test_images_per_class: images generated per class at test time (grids show up to 64).
@@ -99,6 +107,8 @@ class DCGANModule(L.LightningModule):
         label_smoothing: float = 0.0,
         instance_noise: float = 0.0,
         instance_noise_epochs: int = 0,
+        augment: str = "",
+        mode_seeking: float = 0.0,
         sample_every_n_epochs: int = 10,
         samples_per_class: int = 8,
         test_images_per_class: int = 200,
@@ -132,6 +142,15 @@ class DCGANModule(L.LightningModule):
             raise ConfigError(
                 f"instance_noise_epochs must be positive when instance_noise is on, got {instance_noise_epochs}"
             )
+        try:
+            self.augment_transforms = parse_policy(augment)
+        except ValueError as error:
+            raise ConfigError(
+                f"augment={augment!r} is not valid: {error}. Use a comma-separated list of "
+                f"{', '.join(TRANSFORMS)}, or an empty string for no augmentation"
+            ) from None
+        if mode_seeking < 0:
+            raise ConfigError(f"mode_seeking must be 0 (off) or a positive weight, got {mode_seeking}")
         if sample_every_n_epochs < 0 or samples_per_class < 1:
             raise ConfigError("sample_every_n_epochs must be 0 or more and samples_per_class at least 1")
         if test_images_per_class < 64:
@@ -166,6 +185,22 @@ class DCGANModule(L.LightningModule):
 
     def _noisy(self, images: torch.Tensor, sigma: float) -> torch.Tensor:
         return images + sigma * torch.randn_like(images) if sigma > 0 else images
+
+    def _discriminator_input(self, images: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Return what D receives in training: augmented, then with instance noise, for real and fake alike."""
+        return self._noisy(diff_augment(images, self.augment_transforms), sigma)
+
+    def _mode_seeking_penalty(self, fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Inverse of how far images move per unit of noise, for a second noise draw of the same labels.
+
+        A generator that ignores its noise gives near-identical images per class and a large value,
+        which D alone cannot penalize because it judges one image at a time.
+        """
+        other_noise = torch.randn_like(noise)
+        other = self.generator(other_noise, labels)
+        image_distance = (fake - other).abs().flatten(1).mean(1)
+        noise_distance = (noise - other_noise).abs().mean(1)
+        return 1.0 / ((image_distance / noise_distance).mean() + 1e-5)
 
     def _bce(self, logits: torch.Tensor, target: float) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
@@ -261,8 +296,8 @@ class DCGANModule(L.LightningModule):
 
         # Discriminator step: real and fake in separate passes, so BatchNorm never mixes them.
         self.toggle_optimizer(optimizer_d)
-        real_logits = self.discriminator(self._noisy(real, sigma), labels)
-        fake_logits = self.discriminator(self._noisy(fake.detach(), sigma), labels)
+        real_logits = self.discriminator(self._discriminator_input(real, sigma), labels)
+        fake_logits = self.discriminator(self._discriminator_input(fake.detach(), sigma), labels)
         d_loss = self._bce(real_logits, self.targets["real"]) + self._bce(fake_logits, self.targets["fake"])
         optimizer_d.zero_grad()
         self.manual_backward(d_loss)
@@ -271,10 +306,16 @@ class DCGANModule(L.LightningModule):
 
         # Generator step against the updated discriminator.
         self.toggle_optimizer(optimizer_g)
-        generated_logits = self.discriminator(self._noisy(fake, sigma), labels)
+        generated_logits = self.discriminator(self._discriminator_input(fake, sigma), labels)
         g_loss = self._bce(generated_logits, self.targets["generator"])
+        g_total = g_loss
+        if self.hparams.mode_seeking > 0:
+            penalty = self._mode_seeking_penalty(fake, noise, labels)
+            g_total = g_loss + self.hparams.mode_seeking * penalty
+            self.log("train/mode_seeking", penalty.detach(), on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=len(real))
         optimizer_g.zero_grad()
-        self.manual_backward(g_loss)
+        self.manual_backward(g_total)
         optimizer_g.step()
         self.untoggle_optimizer(optimizer_g)
 
