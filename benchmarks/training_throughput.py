@@ -4,8 +4,9 @@
     python benchmarks/training_throughput.py --job dcgan [--repeats 3]
 
 Autoencoder: one epoch over the 45,000 MNIST training images at batch size 256. DCGAN: one epoch
-over the hand-sign training split (classes 0-4, 32x32, batch 64), one discriminator and one
-generator step per batch. Each measurement is the second of two epochs, without validation.
+over the hand-sign training split as configs/dcgan_plain.yaml sets it up (classes 0-4, 32x32,
+batch 64, its augmentation and mode-seeking term), one discriminator and one generator step per
+batch. Each measurement is the second of two epochs, without validation.
 Lightning and the plain loop alternate, so a change in machine load hits both. The autoencoder
 module stores its weights channels_last by default, so its reference is the plain loop with the
 same layout; the contiguous plain loop is timed too. `--variants` adds torch.compile.
@@ -84,10 +85,16 @@ def plain_epoch_seconds(datamodule: MNISTDataModule, channels_last: bool = False
 
 
 def dcgan_module():
+    """Return the DCGAN exactly as configs/dcgan_plain.yaml builds it, without sample grids."""
+    import yaml
+
     from lightning_modules import DCGANModule
 
+    config = yaml.safe_load((ROOT / "configs" / "dcgan_plain.yaml").read_text())
+    settings = dict(config["model"]["init_args"])
     # No sample grids: the plain loop draws none either.
-    return DCGANModule(num_classes=5, image_size=32, sample_every_n_epochs=0)
+    settings["sample_every_n_epochs"] = 0
+    return DCGANModule(**settings)
 
 
 def plain_dcgan_epoch_seconds(datamodule) -> float:
@@ -96,21 +103,26 @@ def plain_dcgan_epoch_seconds(datamodule) -> float:
     module = dcgan_module()
     generator, discriminator = module.generator, module.discriminator
     optimizer_d, optimizer_g = module.configure_optimizers()
+    latent_dim, mode_seeking = module.hparams.latent_dim, module.hparams.mode_seeking
     loader = datamodule.train_dataloader()
     durations = []
     for _ in range(2):
         start = time.perf_counter()
         for real, labels in loader:
-            fake = generator(torch.randn(len(real), 100), labels)
-            real_logits = discriminator(real, labels)
-            fake_logits = discriminator(fake.detach(), labels)
+            noise = torch.randn(len(real), latent_dim)
+            fake = generator(noise, labels)
+            # The configured augmentation, as DCGANModule applies it to every image D sees.
+            real_logits = discriminator(module._discriminator_input(real, 0.0), labels)
+            fake_logits = discriminator(module._discriminator_input(fake.detach(), 0.0), labels)
             d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
                 F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
             optimizer_d.zero_grad()
             d_loss.backward()
             optimizer_d.step()
-            generated_logits = discriminator(fake, labels)
+            generated_logits = discriminator(module._discriminator_input(fake, 0.0), labels)
             g_loss = F.binary_cross_entropy_with_logits(generated_logits, torch.ones_like(generated_logits))
+            if mode_seeking > 0:
+                g_loss = g_loss + mode_seeking * module._mode_seeking_penalty(fake, noise, labels)
             optimizer_g.zero_grad()
             g_loss.backward()
             optimizer_g.step()
