@@ -9,7 +9,6 @@ per-k time times the number of k values.
 """
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,17 @@ def load_points(checkpoint: str | None, latent_dim: int) -> np.ndarray:
     return PCA(n_components=latent_dim, random_state=0).fit_transform(flat).astype(np.float32)
 
 
+def peak_memory_kib() -> int:
+    """Return this process's peak resident memory in KiB.
+
+    Reads VmHWM, because ru_maxrss starts a child process at its parent's peak on Linux.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("VmHWM not found in /proc/self/status; this measurement needs Linux")
+
+
 def matmul_rate(repeats: int = 5) -> float:
     """Return the fp32 matrix-product rate in GFLOP/s at the sweep's block shapes."""
     left = torch.randn(8192, 8192)
@@ -72,10 +82,9 @@ def main() -> None:
         # Only the saved points and labels are loaded here, so the peak is the sweep's own.
         saved = np.load(args.memory_only)
         points, labellings = saved["points"], list(saved["labellings"])
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_memory_kib()
         silhouette_scores(points, labellings)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"{before} {after}")
+        print(f"{before} {peak_memory_kib()}")
         return
 
     points = load_points(args.checkpoint, args.latent_dim)
