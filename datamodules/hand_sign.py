@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from datamodules.errors import ConfigError, DataError
+from datamodules.errors import ConfigError, DataError, check_loader_settings
 
 SPLITS = ("train", "val")
 SUPPORTED_IMAGE_SIZES = (32, 64)
@@ -92,12 +92,7 @@ class HandSignDataModule(L.LightningDataModule):
         super().__init__()
         if image_size not in SUPPORTED_IMAGE_SIZES:
             raise ConfigError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {image_size}")
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
+        check_loader_settings(batch_size, val_fraction, num_workers)
         if max_images_per_class is not None and max_images_per_class < 2:
             raise ConfigError(
                 f"max_images_per_class must be at least 2 (one train and one validation image), "

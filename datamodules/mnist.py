@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 
-from datamodules.errors import ConfigError
+from datamodules.errors import ConfigError, check_loader_settings
 from datamodules.idx_files import FASHION_MNIST_SHA256, MNIST_SHA256, prepare_idx_folder
 
 SPLITS = ("train", "val", "test")
@@ -61,12 +61,7 @@ class IDXImageDataModule(L.LightningDataModule):
         test_subset: Optional[int] = None,
     ) -> None:
         super().__init__()
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
+        check_loader_settings(batch_size, val_fraction, num_workers)
         for name, value in (("train_subset", train_subset), ("test_subset", test_subset)):
             if value is not None and value < 20:
                 raise ConfigError(f"{name} must be at least 20 images (2 per class), got {value}")
@@ -85,6 +80,7 @@ class IDXImageDataModule(L.LightningDataModule):
         self.file_indices: dict[str, np.ndarray] = {}
         self.mean = float("nan")
         self.std = float("nan")
+        self._files_verified = False
 
     @property
     def raw_folder(self) -> Path:
@@ -92,12 +88,15 @@ class IDXImageDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         prepare_idx_folder(self.raw_folder, self.expected_sha256)
+        self._files_verified = True
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.images:
             return
-        # Checked again here because prepare_data runs on one process per node only.
-        prepare_idx_folder(self.raw_folder, self.expected_sha256)
+        # Checked here too unless this process ran prepare_data, which Lightning calls on one
+        # process per node only.
+        if not self._files_verified:
+            prepare_idx_folder(self.raw_folder, self.expected_sha256)
         train_file = self.dataset_class(str(self.data_dir), train=True, download=False)
         test_file = self.dataset_class(str(self.data_dir), train=False, download=False)
         train_images, train_labels = train_file.data, train_file.targets
