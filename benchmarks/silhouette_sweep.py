@@ -119,8 +119,8 @@ def main() -> None:
 
     rate = matmul_rate()
     total_columns = sum(k_values)
-    # Distances use the symmetric half (n^2 / 2 products of width d + 2); the cluster sums
-    # use every pair once per row, n^2 products of width sum(k).
+    # Distances are computed for the symmetric half only: n^2 / 2 products of width d + 2.
+    # The cluster sums use every pair once per row: n^2 products of width sum(k).
     flops = 2.0 * n * n * ((d + 2) / 2 + total_columns)
     print(f"fp32 matrix products on this machine: {rate:.0f} GFLOP/s")
     print(f"sweep arithmetic {flops / 1e12:.2f} TFLOP, bound {flops / rate / 1e9:.1f} s, "

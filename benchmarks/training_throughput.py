@@ -9,7 +9,7 @@ batch 64, its augmentation and mode-seeking term), one discriminator and one gen
 batch. Each measurement is the second of two epochs, without validation.
 Lightning and the plain loop alternate, so a change in machine load hits both. The autoencoder
 module stores its weights channels_last by default, so its reference is the plain loop with the
-same layout; the contiguous plain loop is timed too. `--variants` adds torch.compile.
+same layout. The contiguous plain loop is timed too. `--variants` adds torch.compile.
 """
 
 import argparse
@@ -111,7 +111,7 @@ def plain_dcgan_epoch_seconds(datamodule) -> float:
         for real, labels in loader:
             noise = torch.randn(len(real), latent_dim)
             fake = generator(noise, labels)
-            # The configured augmentation, as DCGANModule applies it to every image D sees.
+            # The configured augmentation, as DCGANModule applies it to every image D receives.
             real_logits = discriminator(module._discriminator_input(real, 0.0), labels)
             fake_logits = discriminator(module._discriminator_input(fake.detach(), 0.0), labels)
             d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \

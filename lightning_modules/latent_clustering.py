@@ -18,7 +18,7 @@ from lightning_modules.run_folder import run_folder
 class LatentClustering(L.Callback):
     """Run label discovery on train + validation + test latents when `test` ends.
 
-    Writes `metrics.json` last, so a run folder that has it holds every other result too.
+    Writes `metrics.json` last, so a run folder that has it contains every other result too.
 
     Args:
         k_min: smallest number of KMeans clusters tried.

@@ -13,7 +13,7 @@ DATA_DIR = ROOT / "data"
 
 @pytest.fixture(autouse=True)
 def plain_argv(monkeypatch):
-    # Tests call cli.main(args) in-process. LightningCLI warns when sys.argv also holds
+    # Tests call cli.main(args) in-process. LightningCLI warns when sys.argv also contains
     # arguments, and pytest's own arguments are not meant for it.
     monkeypatch.setattr(sys, "argv", ["cli.py"])
 

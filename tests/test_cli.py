@@ -2,7 +2,6 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -105,7 +104,8 @@ def test_pseudo_labels_follow_cluster_table(finished_run):
     for row in rows:
         assert int(row["pseudo_label"]) == table[int(row["cluster"])]["dominant_label"]
     test_indices = [int(row["index"]) for row in rows if row["split"] == "test"]
-    assert len(test_indices) == 500 and max(test_indices) < 10_000
+    assert len(test_indices) == 500
+    assert max(test_indices) < 10_000
     sizes = {cluster: sum(1 for row in rows if int(row["cluster"]) == cluster) for cluster in table}
     assert sizes == {cluster: row["size"] for cluster, row in table.items()}
 

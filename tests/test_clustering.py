@@ -75,7 +75,7 @@ def test_sweep_marks_k_with_fewer_clusters_invalid(mnist_vectors):
     assert best_k(scores) == 5
 
 
-def test_sweep_gives_one_score_per_k_and_best_is_argmax(mnist_vectors):
+def test_sweep_scores_each_k_and_best(mnist_vectors):
     vectors, _ = mnist_vectors
     clusters = kmeans_sweep(vectors[:1500], range(5, 16), n_init=2, seed=0)
     with warnings.catch_warnings():
